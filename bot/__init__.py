@@ -1,0 +1,1 @@
+"""Async core of the statement bot: config, catalog, languages, rendering, storage, adapters."""

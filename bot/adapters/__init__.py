@@ -1,0 +1,1 @@
+"""One adapter per platform: platform update in, neutral Request, rendered replies out."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from bot.catalog import load_catalog
 from bot.config import Config, ConfigError, load_config
 from bot.logs import setup_logging
+from bot.runtime import serve
 
 log = logging.getLogger("bot")
 
@@ -49,20 +50,6 @@ def check(config: Config) -> int:
     print(f"OK: configuration valid; {len(catalog.statements)} statements, "
           f"{translations} translations ({', '.join(catalog.languages)}).")
     return 0
-
-
-async def serve(config: Config, console: bool) -> None:
-    from bot.adapters.console import run_console
-    from bot.app import App
-
-    app = await App.start(config)
-    try:
-        tasks: list[asyncio.Task[None]] = []
-        if console:
-            tasks.append(asyncio.create_task(run_console(app), name="console"))
-        await asyncio.gather(*tasks)
-    finally:
-        await app.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,6 +65,9 @@ class TelegramConfig(_Section):
     token: SecretStr | None = None
     base_url: str = "https://api.telegram.org/bot"
     webhook: Webhook | None = None
+    rate: Annotated[float, Field(gt=0, le=1000)] = 25.0
+    allow_paid_broadcast: bool = False
+    paid_rate: Annotated[float, Field(gt=0, le=1000)] = 1000.0
 
     @field_validator("token")
     @classmethod

@@ -46,6 +46,17 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Outcome:
+    """What became of one message sent to one chat (a reply part or a delivery)."""
+
+    ok: bool
+    reason: str | None = None  # why it failed: "blocked", "chat not found", "network: ..."
+    chat_id: str | None = None  # where it went in the end (after following a migration)
+    message_id: str | None = None
+    permanent: bool = True  # False: worth trying again later
+
+
+@dataclass(frozen=True)
 class Reply:
     blocks: Document
     link_preview: bool = False

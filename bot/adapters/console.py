@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from typing import BinaryIO, TextIO
 
 from bot.app import App
@@ -39,6 +40,22 @@ def _read_line(stream: BinaryIO) -> bytes | None:
     return line
 
 
+def _start_reader(stream: BinaryIO) -> asyncio.Queue[bytes | None]:
+    """Read lines on a daemon thread, so a blocked read never keeps the process alive."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1)
+
+    def pump() -> None:
+        while True:
+            line = _read_line(stream)
+            asyncio.run_coroutine_threadsafe(lines.put(line), loop).result()
+            if line is None:
+                return
+
+    threading.Thread(target=pump, name="console-reader", daemon=True).start()
+    return lines
+
+
 async def run_console(app: App, stdin: BinaryIO | None = None, stdout: TextIO | None = None,
                       language_hint: str | None = None) -> None:
     """Serve lines from stdin until end of input."""
@@ -46,12 +63,12 @@ async def run_console(app: App, stdin: BinaryIO | None = None, stdout: TextIO | 
     stdout = stdout or sys.stdout
     ctx = app.context("/")
     interactive = stdin.isatty() if hasattr(stdin, "isatty") else False
-    loop = asyncio.get_running_loop()
+    lines = _start_reader(stdin)
     while True:
         if interactive:
             stdout.write("> ")
             stdout.flush()
-        raw = await loop.run_in_executor(None, _read_line, stdin)
+        raw = await lines.get()
         if raw is None:
             break
         text = raw.decode("utf-8", errors="replace")

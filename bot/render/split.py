@@ -167,3 +167,13 @@ def _rebuild(runs: list[Run]) -> tuple[Inline, ...]:
         out.append(Link(url, inner) if kind == "link" else Styled(kind, inner))  # type: ignore[arg-type]
         i = j
     return tuple(out)
+
+
+def shorten_to_fit(
+    blocks: Sequence[Block], tail: Sequence[Block], measure: Measure, limit: int
+) -> list[Block]:
+    """The leading blocks that fit together with `tail` (e.g. a "read on" link)."""
+    if measure(blocks) <= limit:
+        return list(blocks)
+    room = limit - measure(tail) - 2
+    return [*split_document(blocks, measure, room)[0], *tail]

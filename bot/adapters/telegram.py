@@ -1,0 +1,358 @@
+"""Telegram adapter on python-telegram-bot: updates in, neutral requests, HTML replies out.
+
+Private chats, groups (`/statement@bot fr`), channels (posts by the channel's admins),
+inline mode and deep links. Replies go through the shared flood control; blocked chats
+and migrated groups are followed in storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+from telegram import (
+    BotCommand,
+    Chat,
+    ChatMember,
+    ChatMemberAdministrator,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InlineQueryResultArticle,
+    InputTextMessageContent,
+    LinkPreviewOptions,
+    Message,
+    ReplyParameters,
+    Update,
+)
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    CommandHandler,
+    ContextTypes,
+    InlineQueryHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.app import App
+from bot.document import Block, link, para
+from bot.flood import FloodControl, Priority
+from bot.i18n import UI_LANGUAGES
+from bot.protocol import Action, ChatKind, ChatRef, Outcome, Reply, Request
+from bot.render import telegram as render
+from bot.render.split import shorten_to_fit
+from handlers import handle_request
+from handlers.inline import Offer, inline_offers
+from handlers.registry import COMMANDS
+
+from .telegram_limiter import TelegramRateLimiter, telegram_flood_control
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "telegram"
+ADMIN_CACHE_SECONDS = 60.0
+SEND_ATTEMPTS = 5
+_ADMIN_STATUSES = {ChatMember.OWNER, ChatMember.ADMINISTRATOR}
+
+
+def chat_kind(chat: Chat) -> ChatKind:
+    if chat.type == Chat.PRIVATE:
+        return "private"
+    return "channel" if chat.type == Chat.CHANNEL else "group"
+
+
+def command_text(message: Message) -> str:
+    """The message text with `@botname` removed from the command, as the handlers expect."""
+    text = message.text or ""
+    entity = next((e for e in message.entities if e.type == "bot_command" and e.offset == 0),
+                  None)
+    if entity is None:
+        return text
+    command = text[: entity.length].split("@", 1)[0]
+    return command + text[entity.length:]
+
+
+class TelegramAdapter:
+    def __init__(self, app: App, flood: FloodControl | None = None,
+                 poll_timeout: float = 30.0) -> None:
+        config = app.config.telegram
+        if config.token is None:
+            raise ValueError("telegram.token is not set")
+        self.app = app
+        self.config = config
+        self.ctx = app.context("/")
+        self.flood = flood or telegram_flood_control(config.rate)
+        self.poll_timeout = poll_timeout
+        self._admins: dict[tuple[int, int], tuple[float, bool]] = {}
+        self.application: Application[Any, Any, Any, Any, Any, Any] = (
+            ApplicationBuilder()
+            .token(config.token.get_secret_value())
+            .base_url(config.base_url)
+            .rate_limiter(TelegramRateLimiter(self.flood))
+            .concurrent_updates(True)
+            .build()
+        )
+        self._register()
+
+    # set-up ----------------------------------------------------------------
+
+    def _register(self) -> None:
+        names = sorted({n for spec in COMMANDS.values() for n in (spec.name, *spec.aliases)})
+        messages = filters.UpdateType.MESSAGE | filters.UpdateType.CHANNEL_POST
+        add = self.application.add_handler
+        add(CommandHandler(names, self._on_command, filters=messages))
+        add(MessageHandler(filters.StatusUpdate.MIGRATE, self._on_migration))
+        add(MessageHandler(filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE & filters.TEXT,
+                           self._on_command))
+        add(InlineQueryHandler(self._on_inline_query))
+        add(CallbackQueryHandler(self._on_button))
+        add(ChatMemberHandler(self._on_my_chat_member, ChatMemberHandler.MY_CHAT_MEMBER))
+        self.application.add_error_handler(self._on_error)
+
+    async def start(self) -> None:
+        """Connect (retrying while Telegram is unreachable), set the menus, start updates."""
+        delay = 1.0
+        while True:
+            try:
+                await self.application.initialize()
+                break
+            except (NetworkError, TimeoutError) as error:
+                if isinstance(error, BadRequest):
+                    raise
+                log.warning("Telegram unreachable (%s); retrying in %.0fs", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+        await self.set_command_menus()
+        await self.application.start()
+        updater = self.application.updater
+        assert updater is not None
+        webhook = self.config.webhook
+        if webhook is None:
+            await updater.start_polling(timeout=int(self.poll_timeout),
+                                        allowed_updates=Update.ALL_TYPES)
+        else:
+            await updater.start_webhook(
+                listen=webhook.listen, port=webhook.port, webhook_url=webhook.url,
+                url_path=webhook.url.rsplit("/", 1)[-1] if "/" in webhook.url else "",
+                secret_token=(webhook.secret_token.get_secret_value()
+                              if webhook.secret_token else None),
+                allowed_updates=Update.ALL_TYPES,
+            )
+        log.info("Telegram: serving as @%s", self.application.bot.username)
+
+    async def stop(self) -> None:
+        updater = self.application.updater
+        if updater is not None and updater.running:
+            await updater.stop()
+        if self.application.running:
+            await self.application.stop()
+        await self.application.shutdown()
+
+    async def set_command_menus(self) -> None:
+        """The command menu, in the default language and in each UI language."""
+        bot = self.application.bot
+        for language in (None, *UI_LANGUAGES):
+            _ = self.app.translator(language or self.app.config.language)
+            commands = [BotCommand(spec.name, _(spec.summary)[:256])
+                        for spec in COMMANDS.values() if not spec.organiser_only]
+            await bot.set_my_commands(commands, language_code=language)
+
+    # incoming ----------------------------------------------------------------
+
+    def _request(self, update: Update, text: str) -> Request | None:
+        message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+        if chat is None:
+            return None
+        kind = chat_kind(chat)
+        sender = str(user.id) if user else str(message.sender_chat.id) if (
+            message and message.sender_chat) else ""
+
+        async def can_manage() -> bool:
+            return await self._can_manage(chat, kind, user.id if user else None, message)
+
+        return Request(ChatRef(PLATFORM, str(chat.id), kind), sender, text,
+                       user.language_code if user else None, can_manage)
+
+    async def _on_command(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None or message.text is None:
+            return
+        request = self._request(update, command_text(message))
+        if request is None:
+            return
+        replies = await handle_request(self.ctx, request)
+        reply_to = message.message_id if request.chat.kind == "group" else None
+        await self.send_replies(request.chat.id, replies, reply_to=reply_to)
+
+    async def _on_button(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A button carries a command; pressing it is sending that command."""
+        query = update.callback_query
+        if query is None:
+            return
+        await query.answer()
+        if not isinstance(query.data, str) or query.message is None:
+            return
+        request = self._request(update, query.data)
+        if request is None:
+            return
+        await self.send_replies(request.chat.id, await handle_request(self.ctx, request))
+
+    async def _on_inline_query(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.inline_query
+        if query is None:
+            return
+        request = Request(ChatRef(PLATFORM, str(query.from_user.id), "private"),
+                          str(query.from_user.id), query.query, query.from_user.language_code)
+        offers = inline_offers(self.ctx, request)
+        results = [
+            InlineQueryResultArticle(
+                id=offer.id[:64], title=offer.title, description=offer.description,
+                input_message_content=InputTextMessageContent(
+                    self._fit(offer, request.language_hint), parse_mode=ParseMode.HTML,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True)),
+            )
+            for offer in offers
+        ]
+        await query.answer(results, cache_time=300, is_personal=False)
+
+    def _fit(self, offer: Offer, language: str | None) -> str:
+        """One message: the whole text if it fits, else its start and a link to the rest."""
+        _ = self.app.translator(self.app.translator.ui_language(language, self.app.config.language))
+        tail: list[Block] = [para("… ", link(offer.source, _("Read the full text")))]
+        blocks = shorten_to_fit(offer.blocks, tail,
+                                lambda p: render.utf16_len(render.visible_text(p)),
+                                render.MESSAGE_LIMIT)
+        return render.render_html(blocks)
+
+    async def _on_migration(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        message = update.effective_message
+        if message is None:
+            return
+        if message.migrate_to_chat_id:
+            await self.follow_migration(message.chat.id, message.migrate_to_chat_id)
+        elif message.migrate_from_chat_id:
+            await self.follow_migration(message.migrate_from_chat_id, message.chat.id)
+
+    async def follow_migration(self, old_id: int | str, new_id: int | str) -> None:
+        if await self.app.storage.move_chat(PLATFORM, str(old_id), str(new_id)):
+            log.info("Telegram: group migrated to a supergroup; settings moved")
+
+    async def _on_my_chat_member(self, update: Update,
+                                 _context: ContextTypes.DEFAULT_TYPE) -> None:
+        change = update.my_chat_member
+        if change is None:
+            return
+        chat, member = change.chat, change.new_chat_member
+        if member.status in (ChatMember.LEFT, ChatMember.BANNED):
+            reason = "blocked" if chat.type == Chat.PRIVATE else "removed from chat"
+            if await self.app.storage.deactivate_subscription(PLATFORM, str(chat.id), reason):
+                log.info("Telegram: subscription deactivated (%s)", reason)
+            return
+        if chat.type == Chat.CHANNEL and not (
+            isinstance(member, ChatMemberAdministrator) and member.can_post_messages
+        ):
+            await self._explain_missing_post_right(change.from_user.id,
+                                                   change.from_user.language_code, chat)
+
+    async def _explain_missing_post_right(self, user_id: int, language: str | None,
+                                          chat: Chat) -> None:
+        """Tell whoever added the bot to a channel which right it lacks to answer there."""
+        _ = self.app.translator(self.app.translator.ui_language(language, self.app.config.language))
+        text = _("I was added to the channel “{title}” but cannot post there. Please make me an "
+                 "administrator with the right “Post messages”.", title=chat.title or "")
+        outcome = await self.deliver(str(user_id), render.render_html((para(text),)))
+        if not outcome.ok:
+            log.warning("Telegram: bot lacks the 'Post messages' right in a channel and could "
+                        "not tell the admin who added it (%s)", outcome.reason)
+
+    async def _can_manage(self, chat: Chat, kind: ChatKind, user_id: int | None,
+                          message: Message | None) -> bool:
+        """Private chats manage themselves; channel posts come from admins; groups ask."""
+        if kind != "group":
+            return True
+        if message is not None and message.sender_chat is not None:
+            return message.sender_chat.id == chat.id  # anonymous admin posting as the group
+        if user_id is None:
+            return False
+        key = (chat.id, user_id)
+        cached = self._admins.get(key)
+        if cached and time.monotonic() - cached[0] < ADMIN_CACHE_SECONDS:
+            return cached[1]
+        try:
+            member = await self.application.bot.get_chat_member(chat.id, user_id)
+        except TelegramError as error:
+            log.warning("Telegram: could not check admin rights: %s", error)
+            return False
+        allowed = member.status in _ADMIN_STATUSES
+        self._admins[key] = (time.monotonic(), allowed)
+        return allowed
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("Telegram: error while handling an update: %s", context.error,
+                  exc_info=context.error)
+
+    # outgoing ----------------------------------------------------------------
+
+    async def send_replies(self, chat_id: str, replies: list[Reply],
+                           reply_to: int | None = None) -> None:
+        """Send each reply as one or more parts, in order; stop if the chat is gone."""
+        for reply in replies:
+            parts = render.render_parts(reply.blocks)
+            for index, part in enumerate(parts):
+                last = index == len(parts) - 1
+                outcome = await self.deliver(
+                    chat_id, part, preview=reply.link_preview,
+                    buttons=reply.actions if last else (),
+                    reply_to=reply_to if index == 0 else None,
+                )
+                if not outcome.ok:
+                    return
+                chat_id = outcome.chat_id or chat_id
+
+    async def deliver(
+        self, chat_id: str, html: str, *, priority: Priority = Priority.REPLY,
+        preview: bool = False, buttons: tuple[Action, ...] = (), reply_to: int | None = None,
+    ) -> Outcome:
+        """Send one message; follow migrations, record blocks, retry network errors."""
+        markup = InlineKeyboardMarkup(
+            [[InlineKeyboardButton(a.label, callback_data=a.command[:64]) for a in buttons]]
+        ) if buttons else None
+        target = chat_id
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                message = await self.application.bot.send_message(
+                    int(target), html, parse_mode=ParseMode.HTML,
+                    link_preview_options=LinkPreviewOptions(is_disabled=not preview),
+                    reply_markup=markup, rate_limit_args=priority,
+                    reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True)
+                    if reply_to else None,
+                )
+                return Outcome(True, chat_id=target, message_id=str(message.message_id))
+            except ChatMigrated as error:
+                await self.follow_migration(target, error.new_chat_id)
+                target = str(error.new_chat_id)
+            except Forbidden as error:
+                await self.app.storage.deactivate_subscription(PLATFORM, target, "blocked")
+                return Outcome(False, f"blocked: {error.message}", target)
+            except BadRequest as error:
+                if "chat not found" in error.message.lower():
+                    await self.app.storage.deactivate_subscription(PLATFORM, target,
+                                                                   "chat not found")
+                if "rights" in error.message.lower():
+                    log.warning("Telegram: cannot post in a chat: %s (the bot needs the "
+                                "'Post messages' administrator right)", error.message)
+                return Outcome(False, f"rejected: {error.message}", target)
+            except NetworkError as error:  # includes TimedOut and 5xx answers
+                if attempt == SEND_ATTEMPTS:
+                    return Outcome(False, f"network: {error.message}", target, permanent=False)
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0))
+            except TelegramError as error:  # RetryAfter past the limiter's retries, and others
+                return Outcome(False, f"error: {error.message}", target, permanent=False)
+        return Outcome(False, "migrated too many times", target)

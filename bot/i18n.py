@@ -43,6 +43,10 @@ class Translator:
         """The first candidate the UI is translated into, else English."""
         return next((c for c in candidates if c in self._catalogs), "en")
 
+    def plural(self, language: str, singular: str, plural: str, count: int) -> str:
+        catalog = self._catalogs.get(language, self._catalogs["en"])
+        return catalog.ngettext(singular, plural, count).format(count=count)
+
     def __call__(self, language: str) -> Translate:
         catalog = self._catalogs.get(language, self._catalogs["en"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.catalog import Statement
-from bot.document import code, para
+from bot.document import para
 from bot.languages import language_name, normalise_language
 from bot.protocol import Reply
 from handlers.context import Call
@@ -37,7 +37,7 @@ def parse_target(call: Call, allow_statement: bool = True) -> Target:
     target = Target()
     usage = call.cmd(call.name, "[ID] [LANG]" if allow_statement else "[LANG]")
     if len(call.args) > (2 if allow_statement else 1):
-        raise ArgumentError(Reply((para(_("Too many arguments. Usage: "), code(usage)),)))
+        raise ArgumentError(Reply((para(_("Too many arguments. Usage: {usage}", usage=usage)),)))
     for token in call.args:
         statement = catalog.find(token) if allow_statement else None
         if statement is not None and target.statement is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.document import code, para
+from bot.document import para
 from bot.languages import language_name, resolve_language
 from bot.protocol import Reply
 from handlers.arguments import ArgumentError, language_list, parse_target
@@ -25,10 +25,10 @@ async def language_command(call: Call) -> list[Reply]:
         current = call.chat.language if call.chat and call.chat.language else None
         text = (_("This chat's language is {language}.", language=_named(current, call.ui))
                 if current else _("This chat has no language set yet."))
-        return [Reply((para(text), para(_("Change it with "), code(call.cmd("language", "LANG")),
-                                        ". ", _("Languages: {languages}.",
-                                                languages=language_list(
-                                                    call, call.ctx.offered_languages)))))]
+        return [Reply((para(text), para(
+            _("Change it with {command}.", command=call.cmd("language", "LANG")), " ",
+            _("Languages: {languages}.",
+              languages=language_list(call, call.ctx.offered_languages)))))]
     if target.language not in call.ctx.offered_languages:
         return [Reply((
             para(_("There is nothing in {language} yet.",
@@ -76,7 +76,7 @@ async def subscribe_command(call: Call) -> list[Reply]:
     return [Reply((
         para(_("Subscribed: this chat will receive organisers' calls in {language}.",
                language=_named(resolution.code, call.ui))),
-        para(_("Send {command} to stop.", command=call.cmd("unsubscribe"))),
+        para(_("Send {command} to unsubscribe.", command=call.cmd("unsubscribe"))),
     ))]
 
 

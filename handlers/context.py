@@ -38,6 +38,10 @@ class Call:
     ui: str
     _: Translate
 
+    def ngettext(self, singular: str, plural: str, count: int) -> str:
+        """A message with plural forms, counted in the UI language."""
+        return self.ctx.translator.plural(self.ui, singular, plural, count)
+
     @property
     def prefix(self) -> str:
         return self.ctx.command_prefix

@@ -102,7 +102,7 @@ async def languages_command(call: Call) -> list[Reply]:
         count = sum(1 for s in catalog.statements.values() if code_ in s.translations)
         items.append(inlines(
             bold(code_), f" — {language_name(code_)} / {language_name(code_, call.ui)} — ",
-            _("{count} statement(s)", count=count),
+            call.ngettext("{count} statement", "{count} statements", count),
         ))
     return [Reply((
         para(_("Statements exist in these languages:")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from bot.document import code, para
+from bot.document import para
 from bot.languages import normalise_language
 from bot.protocol import Reply, Request
 from handlers import chat_settings, info, statements  # noqa: F401  (register commands)
@@ -56,9 +56,9 @@ async def handle_request(ctx: Context, request: Request) -> list[Reply]:
     if spec is None:
         if not private:
             return []
-        return [Reply((para(_("Unknown command: "), code(f"{ctx.command_prefix}{name[:64]}"),
-                            ". ", _("Send {help} to see the commands.",
-                                    help=f"{ctx.command_prefix}help")),))]
+        return [Reply((para(_("Unknown command {command}. Send {help} to see the commands.",
+                              command=f"{ctx.command_prefix}{name[:64]}",
+                              help=f"{ctx.command_prefix}help")),))]
     call = Call(ctx, request, spec.name, rest.split(), rest, chat, ui, _)
     if spec.organiser_only and not await is_organiser(ctx, request):
         return [Reply((para(_("Sorry, only organisers can use {command}.",

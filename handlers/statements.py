@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from babel.dates import format_date
-
+from bot import compose
 from bot.catalog import Statement, Translation
-from bot.document import Block, ListBlock, inlines, italic, link, para
-from bot.document import heading as heading_block
+from bot.document import Block, italic, para
 from bot.languages import language_name, resolve_language
 from bot.protocol import Reply
 from handlers.arguments import ArgumentError, language_list, parse_target
@@ -14,31 +12,12 @@ from handlers.context import Call
 from handlers.registry import N_, command
 
 
-def _meta(call: Call, translation: Translation) -> Block:
-    date = format_date(translation.date, "long", locale=translation.language)
-    return para(italic(f"{translation.organisation} · {date}"))
-
-
-def _source(call: Call, translation: Translation) -> Block:
-    return para(call._("Source:"), " ", link(translation.source))
-
-
 def statement_blocks(call: Call, translation: Translation) -> tuple[Block, ...]:
-    return (
-        heading_block(translation.title),
-        _meta(call, translation),
-        *translation.body,
-        _source(call, translation),
-    )
+    return compose.statement_blocks(translation, call._("Source:"))
 
 
 def demands_blocks(call: Call, translation: Translation) -> tuple[Block, ...]:
-    items = tuple(inlines(d) for d in translation.demands)
-    return (
-        heading_block(translation.title),
-        ListBlock(items, ordered=True),
-        _source(call, translation),
-    )
+    return compose.demands_blocks(translation, call._("Source:"))
 
 
 async def _choose(call: Call) -> tuple[Translation, list[Block]] | Reply:
@@ -62,7 +41,7 @@ async def _choose(call: Call) -> tuple[Translation, list[Block]] | Reply:
             return Reply((
                 para(_("There is no statement in {language} yet.",
                        language=f"{language_name(resolution.code, call.ui)} ({resolution.code})")),
-                para(_("Statements exist in: {languages}.",
+                para(_("Statements are available in: {languages}.",
                        languages=language_list(call, catalog.languages))),
             ))
         return translation, notes
@@ -72,11 +51,11 @@ async def _choose(call: Call) -> tuple[Translation, list[Block]] | Reply:
                 para(_("The statement {id} is not available in {language}.",
                        id=statement.id,
                        language=f"{language_name(resolution.code, call.ui)} ({resolution.code})")),
-                para(_("It exists in: {languages}.",
+                para(_("This statement is available in: {languages}.",
                        languages=language_list(call, statement.languages))),
             ))
         fallback = statement.languages[0]
-        notes.append(para(italic(_("Not available in {language}; showing {fallback}.",
+        notes.append(para(italic(_("Not available in {language}; here it is in {fallback}.",
                                    language=language_name(resolution.code, call.ui),
                                    fallback=language_name(fallback, call.ui)))))
         return statement.translations[fallback], notes

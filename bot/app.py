@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from bot.catalog import Catalog, load_catalog
 from bot.config import Config
 from bot.i18n import Translator
+from bot.outbox import Outbox
 from bot.storage import Storage
 from handlers import Context
 
@@ -20,6 +21,7 @@ class App:
     catalog: Catalog
     storage: Storage
     translator: Translator
+    outbox: Outbox
 
     @classmethod
     async def start(cls, config: Config) -> App:
@@ -30,11 +32,14 @@ class App:
         log.info("serving %d statements in %s", len(catalog.statements),
                  ", ".join(catalog.languages) or "no language")
         storage = await Storage.open(config.database)
-        return cls(config, catalog, storage, Translator())
+        translator = Translator()
+        outbox = Outbox(storage, catalog, translator, config.language)
+        return cls(config, catalog, storage, translator, outbox)
 
     def context(self, command_prefix: str = "/") -> Context:
         """Handler context for one platform (each has its own command prefix)."""
-        return Context(self.config, self.catalog, self.storage, self.translator, command_prefix)
+        return Context(self.config, self.catalog, self.storage, self.translator, self.outbox,
+                       command_prefix)
 
     async def close(self) -> None:
         await self.storage.close()

@@ -43,9 +43,10 @@ class Translator:
         """The first candidate the UI is translated into, else English."""
         return next((c for c in candidates if c in self._catalogs), "en")
 
-    def plural(self, language: str, singular: str, plural: str, count: int) -> str:
+    def plural(self, language: str, singular: str, plural: str, count: int,
+               **values: object) -> str:
         catalog = self._catalogs.get(language, self._catalogs["en"])
-        return catalog.ngettext(singular, plural, count).format(count=count)
+        return catalog.ngettext(singular, plural, count).format(count=count, **values)
 
     def __call__(self, language: str) -> Translate:
         catalog = self._catalogs.get(language, self._catalogs["en"])

@@ -54,6 +54,7 @@ class Outcome:
     chat_id: str | None = None  # where it went in the end (after following a migration)
     message_id: str | None = None
     permanent: bool = True  # False: worth trying again later
+    chat_gone: bool = False  # blocked, kicked or deleted: nothing more can reach this chat
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bot.catalog import Catalog
 from bot.config import Config
 from bot.i18n import UI_LANGUAGES, Translate, Translator
+from bot.outbox import Outbox
 from bot.protocol import Request
 from bot.storage import ChatRow, Storage
 
@@ -17,6 +18,7 @@ class Context:
     catalog: Catalog
     storage: Storage
     translator: Translator
+    outbox: Outbox
     command_prefix: str = "/"
 
     @property
@@ -38,9 +40,9 @@ class Call:
     ui: str
     _: Translate
 
-    def ngettext(self, singular: str, plural: str, count: int) -> str:
+    def ngettext(self, singular: str, plural: str, count: int, **values: object) -> str:
         """A message with plural forms, counted in the UI language."""
-        return self.ctx.translator.plural(self.ui, singular, plural, count)
+        return self.ctx.translator.plural(self.ui, singular, plural, count, **values)
 
     @property
     def prefix(self) -> str:

@@ -11,7 +11,8 @@ from handlers.registry import COMMANDS, N_, command
 from handlers.statements import demands_blocks, statement_blocks
 
 HELP_ORDER = ("statement", "demands", "statements", "languages", "language", "subscribe",
-              "unsubscribe", "help", "start")
+              "unsubscribe", "help", "start", "broadcast", "announce", "confirm", "cancel",
+              "report", "organisers", "organiser")
 
 
 def _help_blocks(call: Call, organiser: bool) -> tuple[Block, ...]:

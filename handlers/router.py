@@ -8,7 +8,7 @@ import re
 from bot.document import para
 from bot.languages import normalise_language
 from bot.protocol import Reply, Request
-from handlers import chat_settings, info, statements  # noqa: F401  (register commands)
+from handlers import broadcast, chat_settings, info, statements  # noqa: F401  (registers)
 from handlers.context import Call, Context
 from handlers.permissions import is_organiser
 from handlers.registry import find_command

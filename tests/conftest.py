@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.console import run_console
+from bot.adapters.console import ConsoleAdapter
 from bot.app import App
 from bot.config import Config
 
@@ -40,7 +40,7 @@ class ConsoleSession:
         data = b"".join((line if isinstance(line, bytes) else line.encode()) + b"\n"
                         for line in lines)
         out = io.StringIO()
-        await run_console(self.app, io.BytesIO(data), out)
+        await ConsoleAdapter(self.app, out).run(io.BytesIO(data))
         return out.getvalue()
 
 

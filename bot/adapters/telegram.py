@@ -340,15 +340,16 @@ class TelegramAdapter:
                 target = str(error.new_chat_id)
             except Forbidden as error:
                 await self.app.storage.deactivate_subscription(PLATFORM, target, "blocked")
-                return Outcome(False, f"blocked: {error.message}", target)
+                return Outcome(False, f"blocked: {error.message}", target, chat_gone=True)
             except BadRequest as error:
-                if "chat not found" in error.message.lower():
+                gone = "chat not found" in error.message.lower()
+                if gone:
                     await self.app.storage.deactivate_subscription(PLATFORM, target,
                                                                    "chat not found")
                 if "rights" in error.message.lower():
                     log.warning("Telegram: cannot post in a chat: %s (the bot needs the "
                                 "'Post messages' administrator right)", error.message)
-                return Outcome(False, f"rejected: {error.message}", target)
+                return Outcome(False, f"rejected: {error.message}", target, chat_gone=gone)
             except NetworkError as error:  # includes TimedOut and 5xx answers
                 if attempt == SEND_ATTEMPTS:
                     return Outcome(False, f"network: {error.message}", target, permanent=False)

@@ -32,7 +32,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX subscriptions_active ON subscriptions (active, platform, language);
     """,
-    # 2: organisers added at runtime, broadcasts and their per-recipient deliveries.
+    # 2: organisers added at runtime; broadcasts, their rendered parts per platform and
+    # subscription language, and one delivery row per recipient and part (the outbox).
     """
     CREATE TABLE organisers (
         platform TEXT NOT NULL,
@@ -42,19 +43,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (platform, user_id)
     );
     CREATE TABLE broadcasts (
-        id            INTEGER PRIMARY KEY,
+        id              INTEGER PRIMARY KEY,
         author_platform TEXT NOT NULL,
-        author_id     TEXT NOT NULL,
-        origin_chat   TEXT,
-        kind          TEXT NOT NULL,
-        payload       TEXT NOT NULL,
-        status        TEXT NOT NULL DEFAULT 'draft',
-        scheduled_at  TEXT,
-        created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-        confirmed_at  TEXT,
-        started_at    TEXT,
-        finished_at   TEXT,
-        status_message TEXT
+        author_id       TEXT NOT NULL,
+        origin_chat     TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL DEFAULT 'draft',
+        scheduled_at    REAL,
+        created_at      REAL NOT NULL,
+        started_at      REAL,
+        finished_at     REAL,
+        status_message  TEXT
+    );
+    CREATE INDEX broadcasts_status ON broadcasts (status, scheduled_at);
+    CREATE TABLE broadcast_parts (
+        broadcast_id INTEGER NOT NULL REFERENCES broadcasts (id) ON DELETE CASCADE,
+        platform     TEXT NOT NULL,
+        language     TEXT NOT NULL,
+        part         INTEGER NOT NULL,
+        content      TEXT NOT NULL,
+        PRIMARY KEY (broadcast_id, platform, language, part)
     );
     CREATE TABLE deliveries (
         id           INTEGER PRIMARY KEY,
@@ -62,15 +71,18 @@ MIGRATIONS: tuple[str, ...] = (
         platform     TEXT NOT NULL,
         chat_id      TEXT NOT NULL,
         language     TEXT NOT NULL,
-        part         INTEGER NOT NULL DEFAULT 0,
+        part         INTEGER NOT NULL,
         status       TEXT NOT NULL DEFAULT 'pending',
         reason       TEXT,
         attempts     INTEGER NOT NULL DEFAULT 0,
         not_before   REAL NOT NULL DEFAULT 0,
-        sent_at      TEXT,
+        sent_at      REAL,
+        message_id   TEXT,
         UNIQUE (broadcast_id, platform, chat_id, part)
     );
-    CREATE INDEX deliveries_queue ON deliveries (platform, status, broadcast_id, id);
+    CREATE INDEX deliveries_queue ON deliveries (platform, status, id);
+    CREATE INDEX deliveries_chat_pending ON deliveries (platform, chat_id, id)
+        WHERE status = 'pending';
     """,
     # 3: platform bookkeeping: key/value state (sync tokens) and handled event ids.
     """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from telegram import (
     InputTextMessageContent,
     LinkPreviewOptions,
     Message,
+    MessageEntity,
     ReplyParameters,
     Update,
 )
@@ -42,7 +44,7 @@ from telegram.ext import (
 )
 
 from bot.app import App
-from bot.document import Block, link, para
+from bot.document import Block, Document, link, para
 from bot.flood import FloodControl, Priority
 from bot.i18n import UI_LANGUAGES
 from bot.protocol import Action, ChatKind, ChatRef, Outcome, Reply, Request
@@ -68,18 +70,56 @@ def chat_kind(chat: Chat) -> ChatKind:
     return "channel" if chat.type == Chat.CHANNEL else "group"
 
 
-def command_text(message: Message) -> str:
-    """The message text with `@botname` removed from the command, as the handlers expect."""
-    text = message.text or ""
-    entity = next((e for e in message.entities if e.type == "bot_command" and e.offset == 0),
-                  None)
-    if entity is None:
+_MARKDOWN = {"bold": "**", "italic": "_", "strikethrough": "~~", "code": "`"}
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_~])")
+
+
+def entities_as_markdown(text: str, entities: tuple[MessageEntity, ...]) -> str:
+    """The organiser's formatting (bold, italic, strike, code, links) as Markdown, the
+    format broadcasts are stored in; other text is escaped so it stays literal."""
+    if not any(e.type in _MARKDOWN or e.type == "text_link" for e in entities):
         return text
-    command = text[: entity.length].split("@", 1)[0]
-    return command + text[entity.length:]
+    units = text.encode("utf-16-le")
+
+    def piece(start: int, end: int) -> str:  # Telegram offsets count UTF-16 code units
+        return units[2 * start: 2 * end].decode("utf-16-le", errors="replace")
+
+    def escape(plain: str) -> str:
+        return _MARKDOWN_SPECIAL.sub(r"\\\1", plain)
+
+    out, position = [], 0
+    for entity in sorted(entities, key=lambda e: e.offset):
+        if entity.offset < position:
+            continue  # nested formatting: the outer entity wins
+        out.append(escape(piece(position, entity.offset)))
+        inner = piece(entity.offset, entity.offset + entity.length)
+        if entity.type in _MARKDOWN:
+            mark = _MARKDOWN[entity.type]
+            out.append(f"{mark}{inner if entity.type == 'code' else escape(inner)}{mark}")
+        elif entity.type == "text_link" and entity.url:
+            out.append(f"[{escape(inner)}]({entity.url})")
+        else:
+            out.append(inner if entity.type == "bot_command" else escape(inner))
+        position = entity.offset + entity.length
+    out.append(escape(piece(position, len(units) // 2)))
+    return "".join(out)
+
+
+def command_text(message: Message) -> str:
+    """The text as the handlers expect it: `@botname` removed from the command, and the
+    sender's formatting kept as Markdown."""
+    text = entities_as_markdown(message.text or "", tuple(message.entities))
+    command = next((e for e in message.entities if e.type == "bot_command" and e.offset == 0),
+                   None)
+    if command is None:
+        return text
+    name = text[: command.length]
+    return name.split("@", 1)[0] + text[command.length:]
 
 
 class TelegramAdapter:
+    platform = PLATFORM
+
     def __init__(self, app: App, flood: FloodControl | None = None,
                  poll_timeout: float = 30.0) -> None:
         config = app.config.telegram
@@ -88,7 +128,8 @@ class TelegramAdapter:
         self.app = app
         self.config = config
         self.ctx = app.context("/")
-        self.flood = flood or telegram_flood_control(config.rate)
+        self.flood = flood or telegram_flood_control(
+            config.paid_rate if config.allow_paid_broadcast else config.rate)
         self.poll_timeout = poll_timeout
         self._admins: dict[tuple[int, int], tuple[float, bool]] = {}
         self.application: Application[Any, Any, Any, Any, Any, Any] = (
@@ -316,21 +357,49 @@ class TelegramAdapter:
                     return
                 chat_id = outcome.chat_id or chat_id
 
+    async def send_part(self, chat_id: str, content: str, delivery_id: int) -> Outcome:
+        """A broadcast part: lower priority than replies; the outbox schedules retries."""
+        return await self.deliver(chat_id, content, priority=Priority.BULK, attempts=1,
+                                  paid=self.config.allow_paid_broadcast)
+
+    async def show_status(self, chat_id: str, message_id: str | None,
+                          blocks: Document) -> str | None:
+        """Send the broadcast's status message once, then edit it in place."""
+        html = render.render_parts(blocks)[0]
+        if message_id is not None:
+            try:
+                await self.application.bot.edit_message_text(
+                    html, chat_id=int(chat_id), message_id=int(message_id),
+                    parse_mode=ParseMode.HTML)
+                return message_id
+            except BadRequest as error:
+                if "not modified" in error.message.lower():
+                    return message_id
+                log.warning("Telegram: could not edit the status message: %s", error.message)
+                return message_id
+            except TelegramError as error:
+                log.warning("Telegram: could not edit the status message: %s", error)
+                return message_id
+        outcome = await self.deliver(chat_id, html)
+        return outcome.message_id
+
     async def deliver(
         self, chat_id: str, html: str, *, priority: Priority = Priority.REPLY,
         preview: bool = False, buttons: tuple[Action, ...] = (), reply_to: int | None = None,
+        attempts: int = SEND_ATTEMPTS, paid: bool = False,
     ) -> Outcome:
         """Send one message; follow migrations, record blocks, retry network errors."""
         markup = InlineKeyboardMarkup(
             [[InlineKeyboardButton(a.label, callback_data=a.command[:64]) for a in buttons]]
         ) if buttons else None
         target = chat_id
-        for attempt in range(1, SEND_ATTEMPTS + 1):
+        for attempt in range(1, attempts + 1):
             try:
                 message = await self.application.bot.send_message(
                     int(target), html, parse_mode=ParseMode.HTML,
                     link_preview_options=LinkPreviewOptions(is_disabled=not preview),
                     reply_markup=markup, rate_limit_args=priority,
+                    allow_paid_broadcast=paid or None,
                     reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True)
                     if reply_to else None,
                 )
@@ -351,7 +420,7 @@ class TelegramAdapter:
                                 "'Post messages' administrator right)", error.message)
                 return Outcome(False, f"rejected: {error.message}", target, chat_gone=gone)
             except NetworkError as error:  # includes TimedOut and 5xx answers
-                if attempt == SEND_ATTEMPTS:
+                if attempt == attempts:
                     return Outcome(False, f"network: {error.message}", target, permanent=False)
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0))
             except TelegramError as error:  # RetryAfter past the limiter's retries, and others

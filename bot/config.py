@@ -87,6 +87,11 @@ class MatrixConfig(_Section):
     allowed_inviters: list[str] = Field(default_factory=list)
     encryption: bool = False
     command_prefix: Annotated[str, Field(min_length=1, max_length=3)] = "!"
+    # Messages per second the bot sends at most (replies and broadcasts together); the
+    # homeserver's own limits are honoured on top of this through its 429 answers.
+    rate: Annotated[float, Field(gt=0, le=1000)] = 50.0
+    # Commands that arrived while the bot was down are answered when at most this old.
+    backlog_cutoff_seconds: Annotated[float, Field(ge=0)] = 300.0
 
     @field_validator("homeserver")
     @classmethod

@@ -226,7 +226,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def report_blocks(tr: Translate, report: Report) -> tuple[Block, ...]:
+def report_blocks(_: Translate, report: Report) -> tuple[Block, ...]:
     """The state of a broadcast, as its status message and `/report` show it."""
     broadcast = report.broadcast
     status = {"draft": N_("draft (not confirmed)"), "scheduled": N_("scheduled"),
@@ -234,28 +234,28 @@ def report_blocks(tr: Translate, report: Report) -> tuple[Block, ...]:
               "cancelled": N_("cancelled")}.get(broadcast.status, broadcast.status)
     counts = report.counts
     lines = [
-        tr("Recipients: {chats}, messages: {messages}",
+        _("Recipients: {chats}, messages: {messages}",
            chats=report.recipients, messages=report.total),
-        tr("Sent: {count}", count=counts.get("sent", 0)),
-        tr("Failed: {count}", count=counts.get("failed", 0)),
-        tr("Pending: {count}", count=report.pending),
+        _("Sent: {count}", count=counts.get("sent", 0)),
+        _("Failed: {count}", count=counts.get("failed", 0)),
+        _("Pending: {count}", count=report.pending),
     ]
     if counts.get("cancelled"):
-        lines.append(tr("Not sent (cancelled): {count}",
+        lines.append(_("Not sent (cancelled): {count}",
                         count=counts["cancelled"]))
-    lines.append(tr("Rate: {rate:.1f} messages/s", rate=report.rate))
-    lines.append(tr("Time taken: {time}",
+    lines.append(_("Rate: {rate:.1f} messages/s", rate=report.rate))
+    lines.append(_("Time taken: {time}",
                     time=_duration(report.elapsed)))
     if broadcast.status == "running" and report.rate > 0 and report.pending:
-        lines.append(tr("Time left: about {time}",
+        lines.append(_("Time left: about {time}",
                         time=_duration(report.pending / report.rate)))
     blocks: list[Block] = [
-        heading(tr("Broadcast #{id}: {status}", id=broadcast.id,
-                   status=tr(status))),
+        heading(_("Broadcast #{id}: {status}", id=broadcast.id,
+                   status=_(status))),
         ListBlock(tuple(inlines(line) for line in lines)),
     ]
     if report.failures:
-        blocks.append(para(tr("Failures by reason:")))
+        blocks.append(para(_("Failures by reason:")))
         blocks.append(ListBlock(tuple(inlines(f"{reason}: {count}")
                                       for reason, count in sorted(report.failures.items()))))
     return tuple(blocks)

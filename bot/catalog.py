@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,7 +193,3 @@ def _text_list(value: Any, name: str, problem: Any) -> list[str]:
         problem(name, "must be a list of non-empty texts")
         return []
     return [v.strip() for v in value]
-
-
-def describe_problems(problems: Iterable[Problem]) -> list[str]:
-    return [str(p) for p in problems]

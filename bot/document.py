@@ -6,7 +6,6 @@ escapes text itself: user and statement text can never inject markup on any plat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,26 +87,3 @@ def code(text: str) -> Styled:
 
 def link(url: str, *parts: InlineLike) -> Link:
     return Link(url, inlines(*parts) if parts else (Text(url),))
-
-
-def bullet_list(items: Iterable[Sequence[InlineLike] | str], ordered: bool = False) -> ListBlock:
-    built = tuple(inlines(item) if isinstance(item, str) else inlines(*item) for item in items)
-    return ListBlock(built, ordered=ordered)
-
-
-def plain_inline(nodes: Iterable[Inline]) -> str:
-    """The visible text of inlines, without any markup or link targets."""
-    out: list[str] = []
-    for node in nodes:
-        if isinstance(node, Text):
-            out.append(node.text)
-        else:
-            out.append(plain_inline(node.children))
-    return "".join(out)
-
-
-def block_inlines(block: Block) -> tuple[Inline, ...]:
-    """All inlines of a block in reading order (list items concatenated)."""
-    if isinstance(block, ListBlock):
-        return tuple(node for item in block.items for node in item)
-    return block.inlines

@@ -1,7 +1,7 @@
 """Runs broadcasts: one dispatcher per platform, the scheduler, and live progress.
 
 While a broadcast runs, the organiser's status message is edited every few seconds with
-the counts; at the end it shows the final report.
+the counts (few enough edits for Telegram's limits); at the end it shows the final report.
 """
 
 from __future__ import annotations
@@ -38,11 +38,15 @@ class BroadcastRunner:
         self.app = app
         self.boards = boards
         self.report_interval = report_interval
-        self.dispatchers = [Dispatcher(app.outbox, platform, sender, concurrency)
+        self._wakeup = app.outbox.listen()
+        # a dispatcher that ran dry wakes the reporter, so the final report comes at once
+        self.dispatchers = [Dispatcher(app.outbox, platform, sender, concurrency,
+                                       on_idle=self._wakeup.set)
                             for platform, sender in senders.items()]
         self._tasks: list[asyncio.Task[None]] = []
-        self._wakeup = app.outbox.listen()
         self._reporting = asyncio.Lock()
+        self._shown: dict[int, Document] = {}  # what each status message shows now
+        self._settling: set[int] = set()  # ended in the last round: shown once more
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(d.run(), name=f"dispatch-{d.platform}")
@@ -82,14 +86,21 @@ class BroadcastRunner:
                 await asyncio.wait_for(self._wakeup.wait(), self.report_interval)
 
     async def report_once(self) -> None:
+        """Show every running broadcast's progress, and the final report of each that
+        ended. An ended one is shown once more in the next round, for the messages that
+        were already on their way when it was cancelled."""
         outbox = self.app.outbox
         async with self._reporting:  # one round at a time, so each final report is shown
             for broadcast in await outbox.running():
                 await self._show(broadcast)
-            for broadcast_id in await outbox.finish_completed():
-                finished = await outbox.get(broadcast_id)
-                if finished is not None:
-                    await self._show(finished)
+            ended = {*await outbox.finish_completed(), *outbox.take_cancelled()}
+            for broadcast_id in sorted(ended | self._settling):
+                broadcast = await outbox.get(broadcast_id)
+                if broadcast is not None and broadcast.started_at is not None:
+                    await self._show(broadcast)
+            for broadcast_id in self._settling - ended:
+                self._shown.pop(broadcast_id, None)
+            self._settling = ended
 
     async def _show(self, broadcast: Broadcast) -> None:
         board = self.boards.get(broadcast.author_platform)
@@ -100,8 +111,11 @@ class BroadcastRunner:
         translator = self.app.translator
         ui = translator.ui_language(chat.language if chat else None, self.app.config.language)
         blocks = report_blocks(translator(ui), report)
+        if self._shown.get(broadcast.id) == blocks:
+            return  # an edit that changes nothing still counts against the limits
         message_id = await board.show_status(broadcast.origin_chat, broadcast.status_message,
                                              blocks)
+        self._shown[broadcast.id] = blocks
         if message_id and message_id != broadcast.status_message:
             await self.app.outbox.set_status_message(broadcast.id, message_id)
 

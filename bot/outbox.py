@@ -28,7 +28,11 @@ from bot.render.plain import render_plain
 from bot.storage import Storage
 
 ANY_LANGUAGE = "*"
+# A passing failure (network, 5xx, timeout) is retried after BACKOFF * 2^attempts seconds
+# (capped, with jitter) until MAX_ATTEMPTS; then the row fails with the last reason.
 MAX_ATTEMPTS = 6
+BACKOFF = 1.0
+MAX_BACKOFF = 300.0
 
 # How each platform stores a broadcast's parts: the exact text or JSON it will send.
 PartRenderer = Callable[[Document], list[str]]
@@ -119,6 +123,8 @@ class Outbox:
         self.translator = translator
         self.default_language = default_language
         self._listeners: list[asyncio.Event] = []
+        self._cancelled: set[int] = set()  # so workers stop sending what was cancelled
+        self._newly_cancelled: list[int] = []  # for the status messages' final report
 
     def listen(self) -> asyncio.Event:
         """An event set whenever there is new work (a broadcast started or cancelled)."""
@@ -129,6 +135,15 @@ class Outbox:
     def _notify(self) -> None:
         for event in self._listeners:
             event.set()
+
+    def is_cancelled(self, broadcast_id: int) -> bool:
+        """Cancelled while its rows were on their way to a worker."""
+        return broadcast_id in self._cancelled
+
+    def take_cancelled(self) -> list[int]:
+        """Broadcasts cancelled since the last call."""
+        taken, self._newly_cancelled = self._newly_cancelled, []
+        return taken
 
     @property
     def db(self) -> Any:
@@ -272,6 +287,8 @@ class Outbox:
         except BaseException:
             await self.db.execute("ROLLBACK")
             raise
+        self._cancelled.add(broadcast_id)
+        self._newly_cancelled.append(broadcast_id)
         self._notify()
         return await self.get(broadcast_id)
 
@@ -343,33 +360,38 @@ class Outbox:
             return [Delivery(*row) for row in await cursor.fetchall()]
 
     async def record(self, platform: str, delivery: Delivery, outcome: Outcome) -> None:
-        """Store what happened to one delivery; schedule a retry for passing failures."""
+        """Store what happened to one delivery; schedule a retry for passing failures.
+
+        A chat that moved (a migrated group) takes its pending rows along; a chat that is
+        gone fails its other pending rows, which could not arrive either."""
         now = time.time()
+        attempts = delivery.attempts + 1
         if outcome.ok:
             await self.db.execute(
-                "UPDATE deliveries SET status='sent', sent_at=?, message_id=?,"
-                " attempts=attempts+1 WHERE id=?", (now, outcome.message_id, delivery.id))
-            if outcome.chat_id and outcome.chat_id != delivery.chat_id:
-                await self._follow(platform, delivery.chat_id, outcome.chat_id)
-            return
-        attempts = delivery.attempts + 1
-        if outcome.permanent or attempts >= MAX_ATTEMPTS:
+                "UPDATE deliveries SET status='sent', sent_at=?, message_id=?, attempts=?"
+                " WHERE id=?", (now, outcome.message_id, attempts, delivery.id))
+        elif outcome.permanent or attempts >= MAX_ATTEMPTS:
             await self.db.execute(
                 "UPDATE deliveries SET status='failed', reason=?, attempts=? WHERE id=?",
                 (outcome.reason, attempts, delivery.id))
-            if outcome.chat_gone:  # the chat's other pending rows cannot arrive either
-                await self.db.execute(
-                    "UPDATE deliveries SET status='failed', reason=?"
-                    " WHERE platform=? AND chat_id=? AND status='pending'",
-                    (outcome.reason, platform, delivery.chat_id))
-            return
-        delay = min(300.0, 2.0 ** attempts) * random.uniform(0.5, 1.0)
-        await self.db.execute(
-            "UPDATE deliveries SET attempts=?, not_before=?, reason=? WHERE id=?",
-            (attempts, now + delay, outcome.reason, delivery.id))
+        else:
+            delay = min(MAX_BACKOFF, BACKOFF * 2.0 ** attempts) * random.uniform(0.5, 1.0)
+            await self.db.execute(
+                "UPDATE deliveries SET attempts=?, not_before=?, reason=? WHERE id=?",
+                (attempts, now + delay, outcome.reason, delivery.id))
+        chat = delivery.chat_id
+        if outcome.chat_id and outcome.chat_id != chat:
+            await self._follow(platform, chat, outcome.chat_id)
+            chat = outcome.chat_id
+        if outcome.chat_gone:
+            await self.db.execute(
+                "UPDATE deliveries SET status='failed', reason=?"
+                " WHERE platform=? AND chat_id=? AND status='pending'",
+                (outcome.reason, platform, chat))
 
     async def _follow(self, platform: str, old_chat: str, new_chat: str) -> None:
-        """A migrated chat: its remaining rows go to the new id."""
+        """A migrated chat: its remaining rows go to the new id (unless the new id has
+        its own copy already, as a subscriber in its own right)."""
         await self.db.execute(
             "UPDATE OR IGNORE deliveries SET chat_id=? WHERE platform=? AND chat_id=?"
             " AND status='pending'", (new_chat, platform, old_chat))

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Coroutine, Iterable
@@ -136,6 +137,7 @@ class MatrixAdapter:
         self._unreadable_rooms: set[str] = set()  # encrypted, with encryption off
         self._tasks: set[asyncio.Task[None]] = set()
         self._sync_task: asyncio.Task[None] | None = None
+        self._txn_scope = ""  # this database's, for broadcast transaction ids (see start)
         logging.getLogger("nio").setLevel(logging.WARNING)  # nio logs every event at INFO
 
     @property
@@ -150,6 +152,7 @@ class MatrixAdapter:
         await log_in(self.client, self.config, self.max_backoff)
         horizon = max(2 * self.config.backlog_cutoff_seconds, MIN_DEDUP_HORIZON_SECONDS)
         await self.app.storage.forget_events_before(time.time() - horizon)
+        self._txn_scope = await self._broadcast_txn_scope()
         since = await self.app.storage.get_state(self._token_key)
         self._sync_task = asyncio.create_task(self._sync_forever(since), name="matrix-sync")
         log.info("Matrix: serving as %s (device %s)", self.user_id, self.client.device_id)
@@ -165,6 +168,17 @@ class MatrixAdapter:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self.client.close()
+
+    async def _broadcast_txn_scope(self) -> str:
+        """A random name kept in the database: delivery ids start again at 1 in a new
+        database, and the homeserver would take `broadcast.1` for a re-send of an old
+        message (and drop it) if the same device had used that transaction id before."""
+        key = "matrix:txn_scope"
+        scope = await self.app.storage.get_state(key)
+        if scope is None:
+            scope = secrets.token_hex(6)
+            await self.app.storage.set_state(key, scope)
+        return scope
 
     async def _sync_forever(self, since: str | None) -> None:
         """Sync until cancelled; a failed sync backs off (with jitter, capped) and retries.
@@ -403,7 +417,8 @@ class MatrixAdapter:
     async def send_part(self, chat_id: str, content: str, delivery_id: int) -> Outcome:
         """A broadcast part. Its transaction id is the delivery's, so a part re-sent after
         a crash is stored once by the homeserver: no duplicates on Matrix."""
-        return await self.deliver(chat_id, json.loads(content), txn_id=f"broadcast.{delivery_id}",
+        return await self.deliver(chat_id, json.loads(content),
+                                  txn_id=f"broadcast.{self._txn_scope}.{delivery_id}",
                                   priority=Priority.BULK)
 
     async def show_status(self, chat_id: str, message_id: str | None,

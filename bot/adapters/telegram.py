@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import re
 import time
+from collections import Counter
+from collections.abc import Awaitable
 from typing import Any
+from urllib.parse import urlsplit
 
 from telegram import (
     BotCommand,
@@ -34,6 +38,7 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Te
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    BaseUpdateProcessor,
     CallbackQueryHandler,
     ChatMemberHandler,
     CommandHandler,
@@ -46,7 +51,8 @@ from telegram.ext import (
 from bot.app import App
 from bot.document import Block, Document, link, para
 from bot.flood import FloodControl, Priority
-from bot.i18n import UI_LANGUAGES
+from bot.i18n import UI_LANGUAGES, Translate
+from bot.languages import normalise_language
 from bot.protocol import Action, ChatKind, ChatRef, Outcome, Reply, Request
 from bot.render import telegram as render
 from bot.render.split import shorten_to_fit
@@ -60,7 +66,17 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
 ADMIN_CACHE_SECONDS = 60.0
+ADMIN_CACHE_SIZE = 10_000
 SEND_ATTEMPTS = 5
+MAX_CONCURRENT_UPDATES = 256
+# HTTP connections to the Bot API: enough for the configured rate at a quarter-second
+# round trip, at least 8. PTB's default pool of 256 lets one burst of commands open a
+# hundred, and httpcore's bookkeeping, quadratic in the number of connections, then
+# becomes the slowest part of answering. Waiting for a free connection is queueing, not
+# a failure, hence the long pool timeout.
+MIN_CONNECTIONS = 8
+ROUND_TRIP_BUDGET = 0.25
+POOL_TIMEOUT = 30.0
 _ADMIN_STATUSES = {ChatMember.OWNER, ChatMember.ADMINISTRATOR}
 
 
@@ -117,6 +133,37 @@ def command_text(message: Message) -> str:
     return name.split("@", 1)[0] + text[command.length:]
 
 
+class ChatOrderedUpdates(BaseUpdateProcessor):
+    """Updates from different chats are handled concurrently, one chat's in the order they
+    came, so a person who sends two commands gets the answers in that order."""
+
+    def __init__(self, max_concurrent_updates: int = MAX_CONCURRENT_UPDATES) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._queued: Counter[int] = Counter()
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        chat = update.effective_chat if isinstance(update, Update) else None
+        if chat is None:  # inline queries belong to no chat
+            await coroutine
+            return
+        lock = self._locks.setdefault(chat.id, asyncio.Lock())
+        self._queued[chat.id] += 1
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            self._queued[chat.id] -= 1
+            if not self._queued[chat.id]:
+                del self._queued[chat.id], self._locks[chat.id]
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to release."""
+
+
 class TelegramAdapter:
     platform = PLATFORM
 
@@ -128,8 +175,8 @@ class TelegramAdapter:
         self.app = app
         self.config = config
         self.ctx = app.context("/")
-        self.flood = flood or telegram_flood_control(
-            config.paid_rate if config.allow_paid_broadcast else config.rate)
+        rate = config.paid_rate if config.allow_paid_broadcast else config.rate
+        self.flood = flood or telegram_flood_control(rate)
         self.poll_timeout = poll_timeout
         self._admins: dict[tuple[int, int], tuple[float, bool]] = {}
         self.application: Application[Any, Any, Any, Any, Any, Any] = (
@@ -137,7 +184,9 @@ class TelegramAdapter:
             .token(config.token.get_secret_value())
             .base_url(config.base_url)
             .rate_limiter(TelegramRateLimiter(self.flood))
-            .concurrent_updates(True)
+            .concurrent_updates(ChatOrderedUpdates())
+            .connection_pool_size(max(MIN_CONNECTIONS, math.ceil(rate * ROUND_TRIP_BUDGET)))
+            .pool_timeout(POOL_TIMEOUT)
             .build()
         )
         self._register()
@@ -181,7 +230,7 @@ class TelegramAdapter:
         else:
             await updater.start_webhook(
                 listen=webhook.listen, port=webhook.port, webhook_url=webhook.url,
-                url_path=webhook.url.rsplit("/", 1)[-1] if "/" in webhook.url else "",
+                url_path=urlsplit(webhook.url).path.strip("/"),
                 secret_token=(webhook.secret_token.get_secret_value()
                               if webhook.secret_token else None),
                 allowed_updates=Update.ALL_TYPES,
@@ -261,16 +310,23 @@ class TelegramAdapter:
             )
             for offer in offers
         ]
-        await query.answer(results, cache_time=300, is_personal=False)
+        # Personal: titles and the default language follow the user's language_code.
+        await query.answer(results, cache_time=300, is_personal=True)
 
     def _fit(self, offer: Offer, language: str | None) -> str:
         """One message: the whole text if it fits, else its start and a link to the rest."""
-        _ = self.app.translator(self.app.translator.ui_language(language, self.app.config.language))
+        _ = self._translate(language)
         tail: list[Block] = [para("… ", link(offer.source, _("Read the full text")))]
         blocks = shorten_to_fit(offer.blocks, tail,
                                 lambda p: render.utf16_len(render.visible_text(p)),
                                 render.MESSAGE_LIMIT)
         return render.render_html(blocks)
+
+    def _translate(self, language_code: str | None) -> Translate:
+        """UI messages in a Telegram user's language (`pt-br`, `nb`), else the default."""
+        hint = normalise_language(language_code) if language_code else None
+        translator = self.app.translator
+        return translator(translator.ui_language(hint, self.app.config.language))
 
     async def _on_migration(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -305,7 +361,7 @@ class TelegramAdapter:
     async def _explain_missing_post_right(self, user_id: int, language: str | None,
                                           chat: Chat) -> None:
         """Tell whoever added the bot to a channel which right it lacks to answer there."""
-        _ = self.app.translator(self.app.translator.ui_language(language, self.app.config.language))
+        _ = self._translate(language)
         text = _("I was added to the channel “{title}” but cannot post there. Please make me an "
                  "administrator with the right “Post messages”.", title=chat.title or "")
         outcome = await self.deliver(str(user_id), render.render_html((para(text),)))
@@ -332,7 +388,11 @@ class TelegramAdapter:
             log.warning("Telegram: could not check admin rights: %s", error)
             return False
         allowed = member.status in _ADMIN_STATUSES
-        self._admins[key] = (time.monotonic(), allowed)
+        now = time.monotonic()
+        if len(self._admins) >= ADMIN_CACHE_SIZE:
+            self._admins = {k: v for k, v in self._admins.items()
+                            if now - v[0] < ADMIN_CACHE_SECONDS}
+        self._admins[key] = (now, allowed)
         return allowed
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -354,6 +414,8 @@ class TelegramAdapter:
                     reply_to=reply_to if index == 0 else None,
                 )
                 if not outcome.ok:
+                    log.log(logging.INFO if outcome.chat_gone else logging.WARNING,
+                            "Telegram: a reply could not be sent (%s)", outcome.reason)
                     return
                 chat_id = outcome.chat_id or chat_id
 
@@ -388,12 +450,15 @@ class TelegramAdapter:
         preview: bool = False, buttons: tuple[Action, ...] = (), reply_to: int | None = None,
         attempts: int = SEND_ATTEMPTS, paid: bool = False,
     ) -> Outcome:
-        """Send one message; follow migrations, record blocks, retry network errors."""
+        """Send one message; follow a migration, record blocks, retry network errors.
+
+        Following a migration uses none of the `attempts`, which are for network errors
+        (a broadcast makes one, the outbox retries later)."""
         markup = InlineKeyboardMarkup(
             [[InlineKeyboardButton(a.label, callback_data=a.command[:64]) for a in buttons]]
         ) if buttons else None
-        target = chat_id
-        for attempt in range(1, attempts + 1):
+        target, failures = chat_id, 0
+        while True:
             try:
                 message = await self.application.bot.send_message(
                     int(target), html, parse_mode=ParseMode.HTML,
@@ -405,6 +470,8 @@ class TelegramAdapter:
                 )
                 return Outcome(True, chat_id=target, message_id=str(message.message_id))
             except ChatMigrated as error:
+                if target != chat_id:  # a supergroup does not migrate again
+                    return Outcome(False, "migrated twice", target)
                 await self.follow_migration(target, error.new_chat_id)
                 target = str(error.new_chat_id)
             except Forbidden as error:
@@ -420,9 +487,9 @@ class TelegramAdapter:
                                 "'Post messages' administrator right)", error.message)
                 return Outcome(False, f"rejected: {error.message}", target, chat_gone=gone)
             except NetworkError as error:  # includes TimedOut and 5xx answers
-                if attempt == attempts:
+                failures += 1
+                if failures == attempts:
                     return Outcome(False, f"network: {error.message}", target, permanent=False)
-                await asyncio.sleep(min(30.0, 0.5 * 2 ** attempt) * random.uniform(0.5, 1.0))
+                await asyncio.sleep(min(30.0, 0.5 * 2 ** failures) * random.uniform(0.5, 1.0))
             except TelegramError as error:  # RetryAfter past the limiter's retries, and others
                 return Outcome(False, f"error: {error.message}", target, permanent=False)
-        return Outcome(False, "migrated too many times", target)

@@ -2,7 +2,8 @@
 
 Telegram's limits: about 30 messages/s overall, 1/s to one private chat, 20/minute to
 one group or channel. Every request that posts a message waits for its slot; a 429 pauses
-the chat it concerns and the request is tried again after `retry_after`.
+the chat it concerns and the request is tried again after `retry_after`. Paid broadcasts
+(`allow_paid_broadcast`) are paced apart from everything else, at their own rate.
 """
 
 from __future__ import annotations
@@ -39,9 +40,14 @@ def chat_kind(chat_id: int | str) -> str:
         return "group"  # @channelusername
 
 
-def telegram_flood_control(rate: float, scale: float = 1.0) -> FloodControl:
-    """Telegram's per-chat windows, optionally scaled (tests and benchmarks run faster)."""
-    return FloodControl(rate, {"private": (1, 1.0 / scale), "group": (20, 60.0 / scale)})
+def telegram_flood_control(rate: float, scale: float = 1.0,
+                           paid_rate: float | None = None) -> FloodControl:
+    """Telegram's per-chat windows, optionally scaled (tests and benchmarks run faster).
+
+    `rate` paces everything that is not a paid broadcast; `paid_rate` (when paid
+    broadcasts are on) paces those, which Telegram does not count against `rate`."""
+    return FloodControl(rate, {"private": (1, 1.0 / scale), "group": (20, 60.0 / scale)},
+                        paid_rate)
 
 
 class TelegramRateLimiter(BaseRateLimiter[Priority]):
@@ -68,9 +74,10 @@ class TelegramRateLimiter(BaseRateLimiter[Priority]):
         if endpoint not in LIMITED or chat is None:
             return await callback(*args, **kwargs)
         priority = rate_limit_args if rate_limit_args is not None else Priority.REPLY
+        paid = bool(data.get("allow_paid_broadcast"))
         attempt = 0
         while True:
-            async with self.flood.slot(chat, chat_kind(chat), priority):
+            async with self.flood.slot(chat, chat_kind(chat), priority, paid):
                 try:
                     return await callback(*args, **kwargs)
                 except RetryAfter as error:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from bot.document import Block, Inline, Link, ListBlock, Paragraph, Styled, Text
+from bot.render.plain import list_marker
 
 Measure = Callable[[Sequence[Block]], int]
 
@@ -40,7 +41,7 @@ def split_document(blocks: Sequence[Block], measure: Measure, limit: int) -> lis
             continue
         pieces = _split_block(block, measure, limit)
         parts.extend([piece] for piece in pieces[:-1])
-        current = [pieces[-1]]
+        current = pieces[-1:]  # none when the block has no text, only markup
     if current:
         parts.append(current)
     return parts
@@ -61,9 +62,10 @@ def _split_list(block: ListBlock, measure: Measure, limit: int) -> list[Block]:
 
         end = _last_fitting(list(range(start + 1, len(block.items) + 1)),
                             lambda e: measure([chunk(e)]) <= limit)
-        if end is None:  # one item alone is too long: split it as a paragraph
-            item = Paragraph(block.items[start])
-            pieces.extend(_split_inline_block(item, measure, limit))
+        if end is None:  # one item alone is too long: split it as a paragraph, marker kept
+            marker = f"{list_marker(block, start)} "
+            item = Paragraph((Text(marker), *block.items[start]))
+            pieces.extend(_split_inline_block(item, measure, limit, keep=len(marker)))
             start += 1
         else:
             pieces.append(chunk(end))
@@ -71,7 +73,11 @@ def _split_list(block: ListBlock, measure: Measure, limit: int) -> list[Block]:
     return pieces
 
 
-def _split_inline_block(block: Block, measure: Measure, limit: int) -> list[Block]:
+def _split_inline_block(
+    block: Block, measure: Measure, limit: int, keep: int = 0
+) -> list[Block]:
+    """Pieces cut at the last sentence end, else space, that fits; never within the
+    first `keep` characters (a list item's marker stays with its text)."""
     runs = _flatten(block.inlines)  # type: ignore[union-attr]
     text = "".join(t for t, _ in runs)
     sentence_cuts = [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
@@ -87,7 +93,7 @@ def _split_inline_block(block: Block, measure: Measure, limit: int) -> list[Bloc
 
         end = None
         for cuts in (sentence_cuts, space_cuts):
-            candidates = [c for c in cuts if c > start]
+            candidates = [c for c in cuts if c > max(start, keep)]
             end = _last_fitting(candidates, fits)
             if end is not None:
                 break

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from html import escape
 
 from bot.document import Block, Heading, Inline, Link, ListBlock, Quote, Styled, Text
@@ -10,6 +11,10 @@ from bot.render.plain import list_marker
 from bot.render.split import split_document
 
 MESSAGE_LIMIT = 4096
+# Besides whitespace, what Telegram removes or counts as nothing when it rejects a message
+# as empty: zero-width and filler characters, direction marks, three combining marks.
+_NOTHING = frozenset("\u180e\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                     "\u2800\ufeff\ufffc\u0333\u033f\u030a")
 _TAGS = {"bold": "b", "italic": "i", "underline": "u", "strike": "s", "code": "code"}
 
 
@@ -51,11 +56,27 @@ def render_html(blocks: Sequence[Block]) -> str:
 
 
 def visible_text(blocks: Sequence[Block]) -> str:
-    """The text Telegram keeps after parsing `render_html(blocks)`: what its limit counts."""
-    return "\n\n".join(_block(b, False) for b in blocks).strip()
+    """The text of `render_html(blocks)` without markup, which its limit counts. Not
+    trimmed: Telegram keeps spaces at the start of a tag, so this is never shorter than
+    the text Telegram keeps."""
+    return "\n\n".join(_block(b, False) for b in blocks)
+
+
+def is_blank(text: str) -> bool:
+    """Whether Telegram would refuse `text` as empty ("message text is empty")."""
+    return all(c.isspace() or c in _NOTHING or ord(c) < 32 or 0xE0000 <= ord(c) <= 0xE007F
+               for c in text)
 
 
 def render_parts(blocks: Sequence[Block], limit: int = MESSAGE_LIMIT) -> list[str]:
-    """HTML messages, each within Telegram's limit and parseable on its own."""
+    """HTML messages, each within Telegram's limit and parseable on its own; parts with
+    nothing visible in them are left out, as Telegram would reject them."""
+    return list(_render_parts(tuple(blocks), limit))
+
+
+@lru_cache(maxsize=256)
+def _render_parts(blocks: tuple[Block, ...], limit: int) -> tuple[str, ...]:
+    """Cached: the same few statements are asked for again and again, and under a burst
+    of commands the time spent splitting them adds up in everyone's wait."""
     parts = split_document(blocks, lambda part: utf16_len(visible_text(part)), limit)
-    return [html for html in (render_html(p) for p in parts) if html]
+    return tuple(render_html(p) for p in parts if not is_blank(visible_text(p)))

@@ -8,13 +8,13 @@ bookkeeping), not waiting for Telegram's pace. 100 users send `/statement fr` at
 then, once every answer is in, `/demands de` at once; each user has one command
 outstanding at a time. The bare bot is an Application with concurrent updates and two
 CommandHandlers that send the very HTML parts the adapter sends. The two bots take turns
-command by command, so that drift hits both alike and neither bot's HTTP connections sit
-idle long enough to expire (httpx drops them after 5 s, and reconnecting 100 of them
-would dominate a round). A round trip is "update injected into the fake → last reply part
-accepted by the fake", both on the fake's clock. Prints the median and p99 of each and
-their ratio; the goal is at most 1.10.
+command by command, so that drift hits both alike and neither bot's idle HTTP connections
+expire between its turns (httpx drops them after 5 s; reconnecting would then dominate).
+A round trip is "update injected into the fake → last reply part accepted by the fake",
+both on the fake's clock. Prints the median and p99 of each and their ratio; the goal is
+at most 1.10.
 
-    python bench/telegram_latency.py [--users 100] [--rounds 5] [--scale 1000]
+    python bench/telegram_latency.py [--users 100] [--rounds 10] [--scale 1000]
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def report(samples: dict[str, list[float]], parts: dict[str, list[str]], users: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--users", type=int, default=100, help="users sending at once")
-    parser.add_argument("--rounds", type=int, default=5, help="measured rounds per bot")
+    parser.add_argument("--rounds", type=int, default=10, help="measured rounds per bot")
     parser.add_argument("--scale", type=float, default=1000.0,
                         help="speed-up of Telegram's flood limits, for fake and adapter alike")
     arguments = parser.parse_args()

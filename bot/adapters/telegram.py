@@ -8,6 +8,7 @@ and migrated groups are followed in storage.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import random
@@ -113,7 +114,7 @@ def entities_as_markdown(text: str, entities: tuple[MessageEntity, ...]) -> str:
             mark = _MARKDOWN[entity.type]
             out.append(f"{mark}{inner if entity.type == 'code' else escape(inner)}{mark}")
         elif entity.type == "text_link" and entity.url:
-            out.append(f"[{escape(inner)}]({entity.url})")
+            out.append(f"[{escape(inner)}](<{entity.url}>)")  # <>: the URL may have ")"
         else:
             out.append(inner if entity.type == "bot_command" else escape(inner))
         position = entity.offset + entity.length
@@ -131,6 +132,13 @@ def command_text(message: Message) -> str:
         return text
     name = text[: command.length]
     return name.split("@", 1)[0] + text[command.length:]
+
+
+def result_id(offer_id: str) -> str:
+    """An inline result id: Telegram allows 64 bytes, and ids must differ, so a longer one
+    (a long statement id) is replaced by its hash rather than cut."""
+    data = offer_id.encode()
+    return offer_id if len(data) <= 64 else hashlib.sha256(data).hexdigest()
 
 
 class ChatOrderedUpdates(BaseUpdateProcessor):
@@ -179,6 +187,9 @@ class TelegramAdapter:
         self.flood = flood or telegram_flood_control(rate)
         self.poll_timeout = poll_timeout
         self._admins: dict[tuple[int, int], tuple[float, bool]] = {}
+        # Both service messages of a migration (and a send meeting ChatMigrated) may move
+        # the chat at once; storage.move_chat is one transaction, so one at a time.
+        self._migrating = asyncio.Lock()
         self.application: Application[Any, Any, Any, Any, Any, Any] = (
             ApplicationBuilder()
             .token(config.token.get_secret_value())
@@ -303,7 +314,7 @@ class TelegramAdapter:
         offers = inline_offers(self.ctx, request)
         results = [
             InlineQueryResultArticle(
-                id=offer.id[:64], title=offer.title, description=offer.description,
+                id=result_id(offer.id), title=offer.title, description=offer.description,
                 input_message_content=InputTextMessageContent(
                     self._fit(offer, request.language_hint), parse_mode=ParseMode.HTML,
                     link_preview_options=LinkPreviewOptions(is_disabled=True)),
@@ -338,7 +349,9 @@ class TelegramAdapter:
             await self.follow_migration(message.migrate_from_chat_id, message.chat.id)
 
     async def follow_migration(self, old_id: int | str, new_id: int | str) -> None:
-        if await self.app.storage.move_chat(PLATFORM, str(old_id), str(new_id)):
+        async with self._migrating:
+            moved = await self.app.storage.move_chat(PLATFORM, str(old_id), str(new_id))
+        if moved:
             log.info("Telegram: group migrated to a supergroup; settings moved")
 
     async def _on_my_chat_member(self, update: Update,

@@ -60,6 +60,7 @@ class BroadcastRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for dispatcher in self.dispatchers:
             await dispatcher.stop()
+        await self.app.outbox.flush()
 
     async def _schedule(self) -> None:
         """Start scheduled broadcasts when their time comes (also after a restart)."""

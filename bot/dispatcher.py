@@ -62,7 +62,7 @@ class Dispatcher:
                 working = True
                 continue
             if not started:
-                if working and not self.tasks:
+                if working and not self.busy_chats:
                     working = False
                     if self.on_idle is not None:
                         self.on_idle()
@@ -102,6 +102,8 @@ class Dispatcher:
                     self.busy_chats.add(chat_id)
                 if not outcome.ok:
                     break
+        except Exception:  # e.g. the database: the rows stay pending and come round again
+            log.exception("%s: serving a chat failed", self.platform)
         finally:
             self.busy_chats.difference_update(served)
             self.released_chats.update(served)

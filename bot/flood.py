@@ -74,7 +74,6 @@ class Pace:
     """
 
     def __init__(self, rate: float) -> None:
-        self.rate = rate
         self.interval = 1.0 / rate
         self._due = 0.0  # the theoretical time of the next send
         # when the last `rate` sends went, each stamped again when its sender resumed
@@ -137,12 +136,11 @@ class FloodControl:
     The global pace lets replies to people go before any broadcast message that waits,
     so a reply never queues behind a broadcast's backlog. Paid broadcasts (Telegram's
     allow_paid_broadcast) have a pace of their own. Chat kinds without limits (Matrix
-    rooms) only share the global pace.
+    rooms) only share the global pace. `chat_limits` maps a kind to (messages, seconds).
     """
 
     def __init__(self, rate: float, chat_limits: dict[str, tuple[int, float]],
                  paid_rate: float | None = None) -> None:
-        self.rate = rate
         self.chat_limits = chat_limits
         self._pace = Pace(rate)
         self._paid_pace = Pace(paid_rate) if paid_rate else self._pace

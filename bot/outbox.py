@@ -33,6 +33,7 @@ ANY_LANGUAGE = "*"
 MAX_ATTEMPTS = 6
 BACKOFF = 1.0
 MAX_BACKOFF = 300.0
+SENT_BATCH = 500  # sent rows written in one statement at most (4 values each)
 
 # How each platform stores a broadcast's parts: the exact text or JSON it will send.
 PartRenderer = Callable[[Document], list[str]]
@@ -125,6 +126,9 @@ class Outbox:
         self._listeners: list[asyncio.Event] = []
         self._cancelled: set[int] = set()  # so workers stop sending what was cancelled
         self._newly_cancelled: list[int] = []  # for the status messages' final report
+        # sent rows waiting to be written: (id, sent_at, message_id, attempts, waiter)
+        self._sent: list[tuple[int, float, str | None, int, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def listen(self) -> asyncio.Event:
         """An event set whenever there is new work (a broadcast started or cancelled)."""
@@ -360,10 +364,58 @@ class Outbox:
             return [Delivery(*row) for row in await cursor.fetchall()]
 
     async def record(self, platform: str, delivery: Delivery, outcome: Outcome) -> None:
-        """Store what happened to one delivery; schedule a retry for passing failures.
+        """Store what happened to one delivery; returns once it is stored.
 
-        A chat that moved (a migrated group) takes its pending rows along; a chat that is
-        gone fails its other pending rows, which could not arrive either."""
+        Sent rows are written together: while one write is under way the next ones
+        gather, and go in one statement (one database round trip for many rows when
+        busy, as soon as possible when not). Failures schedule a retry, or fail the row
+        for good; a chat that moved (a migrated group) takes its pending rows along, and
+        a chat that is gone fails its other pending rows, which could not arrive either.
+        """
+        if outcome.ok and not (outcome.chat_id and outcome.chat_id != delivery.chat_id):
+            future = asyncio.get_running_loop().create_future()
+            self._sent.append((delivery.id, time.time(), outcome.message_id,
+                               delivery.attempts + 1, future))
+            if self._writer is None:
+                self._writer = asyncio.create_task(self._write_sent())
+            await asyncio.shield(future)  # a cancelled worker leaves the write to finish
+            return
+        await self._record_one(platform, delivery, outcome)
+
+    async def _write_sent(self) -> None:
+        """Write the sent rows gathered so far, then those gathered meanwhile, until no
+        row waits; every waiter hears how its write went."""
+        try:
+            while self._sent:
+                await asyncio.sleep(float(__import__("os").environ.get("LINGER", "0")))
+                batch, self._sent = self._sent[:SENT_BATCH], self._sent[SENT_BATCH:]
+                values = ",".join("(?, ?, ?, ?)" for _ in batch)
+                try:
+                    await self.db.execute(
+                        "UPDATE deliveries SET status='sent', sent_at=v.column2,"
+                        " message_id=v.column3, attempts=v.column4"
+                        f" FROM (VALUES {values}) AS v WHERE deliveries.id = v.column1",
+                        [value for row in batch for value in row[:4]])
+                except Exception as error:
+                    for *_, future in batch:
+                        future.set_exception(error)
+                except BaseException:  # cancelled (the loop is ending): nobody will write
+                    for *_, future in [*batch, *self._sent]:
+                        future.cancel()
+                    self._sent = []
+                    raise
+                else:
+                    for *_, future in batch:
+                        future.set_result(None)
+        finally:
+            self._writer = None
+
+    async def flush(self) -> None:
+        """Wait until every recorded row is written (before closing the database)."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    async def _record_one(self, platform: str, delivery: Delivery, outcome: Outcome) -> None:
         now = time.time()
         attempts = delivery.attempts + 1
         if outcome.ok:

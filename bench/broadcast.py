@@ -209,7 +209,7 @@ class Run:
 # -- the senders -------------------------------------------------------------------------
 
 
-async def ptb_loop(api_url: str, chats: list[int], parts: list[str], bot: Bot) -> float:
+async def ptb_loop(chats: list[int], parts: list[str], bot: Bot) -> float:
     """CONCURRENCY senders, each taking the next chat and sending it every part."""
     queue = iter(chats)
     started = time.monotonic()
@@ -310,7 +310,7 @@ async def against_the_limits(title: str, chats: Chats, scale: float, statements:
         with remote_fake(chats, scale=scale) as fake:
             async with ExtBot(TOKEN, base_url=fake.api_url,
                               rate_limiter=aio_rate_limiter(scale)) as bot:
-                seconds = await ptb_loop(fake.api_url, chats.all, parts, bot)
+                seconds = await ptb_loop(chats.all, parts, bot)
             baseline = Run("baseline: loop on AIORateLimiter", seconds,
                            fake.call("report", chats.all, parts))
     for run in (ours, baseline):
@@ -330,7 +330,7 @@ async def limits_lifted(count: int, statements: Path) -> None:
         for round_ in range(ROUNDS):
             with remote_fake(chats, enforce_limits=False) as fake:
                 async with Bot(TOKEN, base_url=fake.api_url) as bot:
-                    await ptb_loop(fake.api_url, chats.private, [TEXT], bot)
+                    await ptb_loop(chats.private, [TEXT], bot)
                 rates["raw"].append(Run("", 0, fake.call("report", chats.private, [TEXT])).rate)
             with remote_fake(chats, enforce_limits=False) as fake:
                 folder = Path(tmp) / f"bot-{round_}"

@@ -105,8 +105,10 @@ class BroadcastRunner:
 
     async def _show(self, broadcast: Broadcast) -> None:
         board = self.boards.get(broadcast.author_platform)
+        if board is None:
+            return
         report = await self.app.outbox.report(broadcast.id)
-        if board is None or report is None:
+        if report is None:
             return
         chat = await self.app.storage.get_chat(broadcast.author_platform, broadcast.origin_chat)
         translator = self.app.translator

@@ -387,7 +387,6 @@ class Outbox:
         row waits; every waiter hears how its write went."""
         try:
             while self._sent:
-                await asyncio.sleep(float(__import__("os").environ.get("LINGER", "0")))
                 batch, self._sent = self._sent[:SENT_BATCH], self._sent[SENT_BATCH:]
                 values = ",".join("(?, ?, ?, ?)" for _ in batch)
                 try:

@@ -166,14 +166,12 @@ async def ended(app: App, broadcast_id: int) -> bool:
     return broadcast is not None and broadcast.status in ("done", "cancelled")
 
 
-def deliveries(app: App) -> Callable[[], Any]:
+async def deliveries(app: App) -> dict[tuple[str, str, int], tuple[str, str | None, int]]:
     """Every delivery row as (platform, chat, part) -> (status, reason, attempts)."""
-    async def rows() -> dict[tuple[str, str, int], tuple[str, str | None, int]]:
-        async with app.storage.db.execute(
-            "SELECT platform, chat_id, part, status, reason, attempts FROM deliveries"
-        ) as cursor:
-            return {(p, c, n): (s, r, a) for p, c, n, s, r, a in await cursor.fetchall()}
-    return rows
+    async with app.storage.db.execute(
+        "SELECT platform, chat_id, part, status, reason, attempts FROM deliveries"
+    ) as cursor:
+        return {(p, c, n): (s, r, a) for p, c, n, s, r, a in await cursor.fetchall()}
 
 
 # -- Matrix people -------------------------------------------------------------------------
@@ -318,15 +316,23 @@ async def test_a_bot_killed_mid_broadcast_resumes_it_losing_nothing(
     finally:
         await app.close()
 
-    async with bot_process(config_path, tmp_path / "bot.log") as first:
-        await fake.wait_until(lambda: delivered(fake, chats) >= 100, WAIT, "100 messages")
+    log = tmp_path / "bot.log"
+
+    async def until(check: Callable[[], bool], what: str) -> None:
+        try:
+            await fake.wait_until(check, WAIT, what)
+        except TimeoutError as error:  # show what the bot said
+            raise AssertionError(f"{error}\n{log.read_text(errors='replace')[-3000:]}") from None
+
+    async with bot_process(config_path, log) as first:
+        await until(lambda: delivered(fake, chats) >= 100, "100 messages")
         first.kill()  # SIGKILL: no chance to record anything more
         await first.wait()
     at_crash = delivered(fake, chats)
     assert at_crash < len(chats)
 
-    async with bot_process(config_path, tmp_path / "bot.log"):
-        await fake.wait_until(lambda: final_report(fake) is not None, WAIT, "the final report")
+    async with bot_process(config_path, log):
+        await until(lambda: final_report(fake) is not None, "the final report")
     counts = [fake.stats.sent_by_chat[chat] for chat in chats]
     duplicated = sum(1 for count in counts if count > 1)
     assert min(counts) == 1 and max(counts) <= 2
@@ -480,7 +486,7 @@ async def test_faults_end_in_delivery_or_a_reason_and_never_stall_the_broadcast(
             await asyncio.sleep(0.8)
             fake.stall(0)
             await fake.wait_until(lambda: final_report(fake) is not None, WAIT, "the end")
-            rows = await deliveries(app)()
+            rows = await deliveries(app)
             report = await app.outbox.report(broadcast.id)
             storage = app.storage
             gone = {chat: await storage.get_subscription("telegram", str(chat))
@@ -586,7 +592,7 @@ async def test_a_scheduled_broadcast_starts_on_time_and_cancelling_keeps_the_res
                 else None
 
         await person.until(both_rooms)
-        rows = await deliveries(bot.app)()
+        rows = await deliveries(bot.app)
         report = await bot.app.outbox.report(1)
 
     sent_chats = {chat for chat in chats if fake.stats.sent_by_chat[chat]}

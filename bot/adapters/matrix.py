@@ -427,7 +427,8 @@ class MatrixAdapter:
         content = render_parts(blocks)[0]
         stamp = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
         if message_id is None:
-            outcome = await self.deliver(chat_id, content, txn_id=f"status.{stamp}",
+            outcome = await self.deliver(chat_id, content,
+                                         txn_id=f"status.{self._txn_scope}.{stamp}",
                                          priority=Priority.REPLY)
             return outcome.message_id
         edit = {

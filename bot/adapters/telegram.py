@@ -183,8 +183,9 @@ class TelegramAdapter:
         self.app = app
         self.config = config
         self.ctx = app.context("/")
-        rate = config.paid_rate if config.allow_paid_broadcast else config.rate
-        self.flood = flood or telegram_flood_control(rate)
+        paid_rate = config.paid_rate if config.allow_paid_broadcast else None
+        self.flood = flood or telegram_flood_control(config.rate, paid_rate=paid_rate)
+        rate = max(config.rate, paid_rate or 0.0)  # the busiest pace the pool must carry
         self.poll_timeout = poll_timeout
         self._admins: dict[tuple[int, int], tuple[float, bool]] = {}
         # Both service messages of a migration (and a send meeting ChatMigrated) may move
@@ -450,8 +451,11 @@ class TelegramAdapter:
             except BadRequest as error:
                 if "not modified" in error.message.lower():
                     return message_id
-                log.warning("Telegram: could not edit the status message: %s", error.message)
-                return message_id
+                if "not found" not in error.message.lower():
+                    log.warning("Telegram: could not edit the status message: %s",
+                                error.message)
+                    return message_id
+                # the organiser deleted it: post a new one below
             except TelegramError as error:
                 log.warning("Telegram: could not edit the status message: %s", error)
                 return message_id

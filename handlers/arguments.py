@@ -35,9 +35,9 @@ def parse_target(call: Call, allow_statement: bool = True) -> Target:
     _ = call._
     catalog = call.ctx.catalog
     target = Target()
-    usage = call.cmd(call.name, "[ID] [LANG]" if allow_statement else "[LANG]")
     if len(call.args) > (2 if allow_statement else 1):
-        raise ArgumentError(Reply((para(_("Too many arguments. Usage: {usage}", usage=usage)),)))
+        raise ArgumentError(Reply((para(_("Too many arguments. Usage: {usage}",
+                                          usage=call.usage())),)))
     for token in call.args:
         statement = catalog.find(token) if allow_statement else None
         if statement is not None and target.statement is None:

@@ -91,7 +91,7 @@ def parse_broadcast(call: Call) -> tuple[float | None, list[str] | None, dict[st
     variants = _variants(call, rest)
     if not variants:
         raise BroadcastError(call._("There is no text to send. Usage: {usage}",
-                                    usage=call.cmd("broadcast", "[at TIME] [LANGS|all] TEXT")))
+                                    usage=call.usage()))
     return when, languages, variants
 
 
@@ -156,7 +156,7 @@ async def announce_command(call: Call) -> list[Reply]:
     extra = [a.casefold() for a in call.args[1:]]
     if statement is None or any(a != "demands" for a in extra):
         ids = ", ".join(s.id for s in call.ctx.catalog.newest_first())
-        return [Reply((para(_("Usage: {usage}", usage=call.cmd("announce", "ID [demands]"))),
+        return [Reply((para(_("Usage: {usage}", usage=call.usage())),
                        para(_("Statements: {ids}.", ids=ids))))]
     request = call.request
     broadcast = await call.ctx.outbox.create(
@@ -176,7 +176,7 @@ async def confirm_command(call: Call) -> list[Reply]:
     _ = call._
     broadcast_id = _broadcast_id(call)
     if broadcast_id is None:
-        return [Reply((para(_("Usage: {usage}", usage=call.cmd("confirm", "ID"))),))]
+        return [Reply((para(_("Usage: {usage}", usage=call.usage())),))]
     broadcast = await call.ctx.outbox.confirm(broadcast_id)
     if broadcast is None:
         return [Reply((para(_("There is no broadcast #{id} waiting for confirmation.",
@@ -197,7 +197,7 @@ async def cancel_command(call: Call) -> list[Reply]:
     _ = call._
     broadcast_id = _broadcast_id(call)
     if broadcast_id is None:
-        return [Reply((para(_("Usage: {usage}", usage=call.cmd("cancel", "ID"))),))]
+        return [Reply((para(_("Usage: {usage}", usage=call.usage())),))]
     broadcast = await call.ctx.outbox.cancel(broadcast_id)
     if broadcast is None:
         return [Reply((para(_("Broadcast #{id} cannot be cancelled: it does not exist or has "
@@ -213,7 +213,7 @@ async def report_command(call: Call) -> list[Reply]:
     outbox = call.ctx.outbox
     broadcast_id = _broadcast_id(call)
     if call.args and broadcast_id is None:
-        return [Reply((para(_("Usage: {usage}", usage=call.cmd("report", "[ID]"))),))]
+        return [Reply((para(_("Usage: {usage}", usage=call.usage())),))]
     broadcast = await (outbox.get(broadcast_id) if broadcast_id else outbox.latest())
     report = await outbox.report(broadcast.id) if broadcast else None
     if report is None:
@@ -275,15 +275,14 @@ async def organisers_command(call: Call) -> list[Reply]:
     return [Reply((para(_("Organisers:")), ListBlock(tuple(items))))]
 
 
-@command("organiser", "add|remove PLATFORM ID", N_("add or remove an organiser"),
+@command("organiser", "add|remove telegram|matrix ID", N_("add or remove an organiser"),
          organiser_only=True)
 async def organiser_command(call: Call) -> list[Reply]:
     _ = call._
-    usage = call.cmd("organiser", "add|remove telegram|matrix ID")
     if len(call.args) != 3 or call.args[0] not in ("add", "remove") or call.args[1] not in (
         "telegram", "matrix"
     ):
-        return [Reply((para(_("Usage: {usage}", usage=usage)),))]
+        return [Reply((para(_("Usage: {usage}", usage=call.usage())),))]
     action, platform, user_id = call.args
     valid = user_id.isdigit() if platform == "telegram" else bool(MATRIX_USER_ID.match(user_id))
     if not valid:

@@ -48,6 +48,13 @@ class Call:
     def prefix(self) -> str:
         return self.ctx.command_prefix
 
+    def usage(self) -> str:
+        """How this command is typed, from its declaration in the registry."""
+        from handlers.registry import COMMANDS
+
+        spec = COMMANDS[self.name]
+        return self.cmd(spec.name, spec.usage) if spec.usage else self.cmd(spec.name)
+
     def cmd(self, name: str, *args: str) -> str:
         """A command as the person would type it on this platform."""
         return " ".join([f"{self.prefix}{name}", *args])

@@ -23,7 +23,7 @@ def _help_blocks(call: Call, organiser: bool) -> tuple[Block, ...]:
     for spec in ordered:
         if spec.organiser_only and not organiser:
             continue
-        usage = call.cmd(spec.name, spec.usage) if spec.usage else call.cmd(spec.name)
+        usage = call.cmd(spec.name, *([spec.usage] if spec.usage else []))
         items.append(inlines(code(usage), " — ", _(spec.summary)))
     example = call.cmd("statement", "fr")
     return (

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiosqlite
 
@@ -80,14 +81,17 @@ class Storage:
     ) -> None:
         await self.close()
 
+    async def fetchone(self, query: str, params: tuple[object, ...] = ()) -> Any | None:
+        """The first row, in one round trip to aiosqlite's thread (not three)."""
+        rows = await self.db.execute_fetchall(query, params)
+        return next(iter(rows), None)
+
     # chats -----------------------------------------------------------------
 
     async def get_chat(self, platform: str, chat_id: str) -> ChatRow | None:
-        async with self.db.execute(
+        row = await self.fetchone(
             "SELECT platform, chat_id, kind, language FROM chats WHERE platform=? AND chat_id=?",
-            (platform, chat_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+            (platform, chat_id))
         return ChatRow(*row) if row else None
 
     async def ensure_chat(self, platform: str, chat_id: str, kind: str) -> None:
@@ -151,12 +155,9 @@ class Storage:
         )
 
     async def get_subscription(self, platform: str, chat_id: str) -> Subscription | None:
-        async with self.db.execute(
+        row = await self.fetchone(
             "SELECT platform, chat_id, language, active, deactivated_reason FROM subscriptions"
-            " WHERE platform=? AND chat_id=?",
-            (platform, chat_id),
-        ) as cursor:
-            row = await cursor.fetchone()
+            " WHERE platform=? AND chat_id=?", (platform, chat_id))
         return Subscription(row[0], row[1], row[2], bool(row[3]), row[4]) if row else None
 
     async def unsubscribe(self, platform: str, chat_id: str) -> bool:
@@ -183,17 +184,15 @@ class Storage:
         if platform:
             query += " AND platform=?"
             params = (platform,)
-        async with self.db.execute(query + " ORDER BY platform, chat_id", params) as cursor:
-            rows = await cursor.fetchall()
+        rows = await self.db.execute_fetchall(query + " ORDER BY platform, chat_id", params)
         return [Subscription(p, c, lang, True) for p, c, lang in rows]
 
     # organisers ------------------------------------------------------------
 
     async def organisers(self) -> list[tuple[str, str]]:
-        async with self.db.execute(
-            "SELECT platform, user_id FROM organisers ORDER BY platform, user_id"
-        ) as cursor:
-            return [(p, u) for p, u in await cursor.fetchall()]
+        rows = await self.db.execute_fetchall(
+            "SELECT platform, user_id FROM organisers ORDER BY platform, user_id")
+        return [(p, u) for p, u in rows]
 
     async def add_organiser(self, platform: str, user_id: str, by: str) -> bool:
         cursor = await self.db.execute(
@@ -211,8 +210,7 @@ class Storage:
     # platform state --------------------------------------------------------
 
     async def get_state(self, key: str) -> str | None:
-        async with self.db.execute("SELECT value FROM state WHERE key=?", (key,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self.fetchone("SELECT value FROM state WHERE key=?", (key,))
         return str(row[0]) if row else None
 
     async def set_state(self, key: str, value: str) -> None:
